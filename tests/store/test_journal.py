@@ -21,7 +21,7 @@ from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.engine import FillReversal, OrderRejected, OrderState, Side
 from tradingd.engine.model import InstrumentRegistry, MarketState
 from tradingd.engine.runtime import OrderFlow
-from tradingd.engine.store.journal import OrderJournal
+from tradingd.engine.store.journal import JournalError, OrderJournal
 
 S = 1_000_000_000
 
@@ -299,3 +299,33 @@ def test_a_schema_2_journal_without_the_contest_index_gets_it_on_open(tmp_path: 
     assert any("USING INDEX events_contest_notes" in row for row in plan), plan
     assert "events_contests" not in indexes
     assert [n["trade_id"] for n in reopened.contests()] == ["T2"]
+
+
+# A journal main's tradingd wrote (8a3aa5f: before the oldest unbooked funding payment was
+# journaled): tests/fixtures/journal/make_journal.py says how.
+MAIN_JOURNAL = Path(__file__).parent.parent / "fixtures" / "journal" / "main-8a3aa5f.sqlite"
+
+
+def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_path: Path) -> None:
+    """An older journal has no oldest unbooked funding payment (`funding_held_since`: None, its
+    fill and payment read as before); said (`hold_funding`), it is read back after a reopening,
+    per venue, and cleared with None. A value that is no time is refused naming the journal."""
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes(MAIN_JOURNAL.read_bytes())
+    journal = OrderJournal(path)
+    assert journal.migrated is None
+    assert journal.funding_held_since("derive") is None
+    assert journal.last_booked_ns("derive") == 3 * 3600 * 10**9  # its funding payment
+    assert [e.kind for e in journal.ledger()] == ["fill", "funding"]
+    journal.hold_funding("derive", 7_200_000_000_000)
+    assert journal.close() is None
+    journal = OrderJournal(path)
+    assert journal.funding_held_since("derive") == 7_200_000_000_000
+    assert journal.funding_held_since("deribit") is None
+    journal.hold_funding("derive", None)
+    assert journal.funding_held_since("derive") is None
+    for odd in (-1, "7200", 1.5, True):
+        journal.set_meta("funding_held_since:derive", odd)
+        with pytest.raises(JournalError, match=r"journal\.sqlite: funding_held_since:derive"):
+            journal.funding_held_since("derive")
+    journal.close()
