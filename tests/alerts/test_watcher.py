@@ -232,6 +232,18 @@ def test_venue_id_conflicts_and_fills_not_booked_alert_as_they_grow() -> None:
     assert last.text.startswith("3 fills of ours left unbooked")
 
 
+def test_funding_payments_given_up_alert_as_they_grow() -> None:
+    """`funding_not_booked` (payments held past `funding_max_lookback_s`, given up for a person
+    to book) grows: a critical alert, once per growth; a status without the key (an older
+    daemon) alerts nothing."""
+    run = Run()
+    run.step(status(funding_not_booked=0))  # the baseline
+    assert run.step(status(funding_not_booked=2)) == [("funding_not_booked", "engine", "critical")]
+    assert run.sent[-1].text.startswith("2 funding payments given up unbooked")
+    assert run.step(status(funding_not_booked=2)) == []
+    assert run.step(status()) == [] and run.watcher.errors == 0
+
+
 def test_a_fill_simply_not_ours_is_never_an_alert() -> None:
     """`unmatched_fills` grows by fills of no order of ours (`fill.unknown_order`: a manual trade
     on an account shared with tradingd, which `foreign_orders` supports): counted and shown,
