@@ -1,8 +1,13 @@
 """A funding payment the venue holds back (Derive's, listed with a record that cannot be read) is
-booked once the record reads, however long after: the engine's funding window keeps its start at
-the oldest payment held (`FundingPayments.held_since_ns`), past the look-back, and says so once
+booked once the record reads: the engine's funding window keeps its start at the oldest payment
+held (`FundingPayments.held_since_ns`), past the look-back, and says so once
 (`funding.held_beyond_lookback`). Before (review of r12), the window moved on with the look-back:
-after 24 h the payments left it, never booked, `funding_held` back to 0, nothing alerted."""
+after 24 h the payments left it, never booked, `funding_held` back to 0, nothing alerted.
+
+Never further back than `funding_max_lookback_s` (8 days): a payment held (or waiting for its
+USD rate) past that is given up loudly (`funding.not_booked`, a journal note, counted), and the
+oldest one not booked is journaled, so that the first round after a restart reads back to it
+(review of r13: the window grew without bound, and a restart forgot the held payment)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from tests.support.flows import restored_flow
 from tests.support.helpers import PERP, request
 from tests.support.reduced_engine import _Venue
 from tradingd.engine import Fill, Liquidity, Side
+from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.store.journal import OrderJournal
 
@@ -236,3 +242,47 @@ def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_th
     asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
     assert asked[0] * 1_000_000 >= 2 * H + 9 * D - 8 * D - 1_000_000
     assert journal.funding_held_since("derive") is None
+
+
+class _Listing:
+    """A venue listing `payments` from the window asked (`since_ns` on), holding none back."""
+
+    positions: None = None
+    delivery: None = None
+
+    @property
+    def funding(self) -> _Listing:
+        return self
+
+    def __init__(self, payments: list[FundingPayment]) -> None:
+        self.payments = payments
+        self.asked: list[int] = []
+
+    async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
+        self.asked.append(since_ns)
+        return [p for p in self.payments if p.ts_ns >= since_ns]
+
+
+def test_a_payment_waiting_for_its_usd_rate_past_the_max_lookback_is_given_up_loudly(tmp_path: Path) -> None:
+    """A payment in a currency whose USD rate never comes waits, asked for again each round, for
+    8 days at most, then is given up as a held one is (with its event id), once; the read no
+    longer reaches it. Before, it was asked for however old it got."""
+    waiting = FundingPayment(venue="derive", instrument=ETH.symbol, event_id=f"{ETH.symbol}:7200000",
+                             ts_ns=2 * H, amount=Decimal("-1.25"), currency="XYZ")  # fmt: skip
+    now = [4 * H]
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    engine, _ = engine_over([], now, journal)
+    venue = engine.venues["derive"] = _Venue(_Listing([waiting]))
+    with structlog.testing.capture_logs() as logs:
+        for at in (4 * H, 2 * H + 8 * D, 2 * H + 8 * D + 60 * S, 2 * H + 8 * D + 120 * S):
+            now[0] = at
+            trio.run(engine._book_funding, "derive")
+    asked = venue.client.asked
+    assert asked[1] <= 2 * H and asked[2] >= 2 * H + 60 * S  # the cap: 8 days before each round
+    assert [e["event"] for e in logs].count("funding.waiting") == 2
+    assert given_up(logs) == [("critical", "derive", ETH.symbol, 2 * H, "-1.25", "XYZ")]
+    [line] = [e for e in logs if e["event"] == "funding.not_booked"]
+    assert line["event_id"] == waiting.event_id
+    [note] = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
+    assert (note["event_id"], note["amount"], note["currency"]) == (waiting.event_id, "-1.25", "XYZ")
+    assert engine.flow.ledger("s").funding_usd == 0 and engine.flow.funding_not_booked == 1
