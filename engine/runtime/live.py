@@ -1702,8 +1702,8 @@ class LiveEngine:
         cap = asked - int(self.funding_max_lookback_s * 1e9)
         lookback = asked - int(self.funding_lookback_s * 1e9)
         since = self._funding_since_ns.get(name)
-        if since is None:
-            since = self._funding_start(name, asked)
+        if since is None:  # the first round (once: a payment it gives up is given up once)
+            since = self._funding_since_ns[name] = self._funding_start(name, asked)
         since = max(cap, min(since, lookback))
         self._give_up_past_cap(name, cap)
         if not self.flow.perpetual_held_since(name, since):

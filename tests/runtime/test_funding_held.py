@@ -24,7 +24,7 @@ from tests.support.canned_execution import Routed, _derive
 from tests.support.flows import restored_flow
 from tests.support.helpers import PERP, request
 from tests.support.reduced_engine import _Venue
-from tradingd.engine import Fill, Liquidity, Side
+from tradingd.engine import Fill, Liquidity, Side, VenueError
 from tradingd.engine.model.settlement import FundingPayment
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.store.journal import OrderJournal
@@ -215,12 +215,26 @@ def test_a_payment_held_before_a_restart_is_read_again_after_it(tmp_path: Path) 
     assert journal.funding_held_since("derive") is None  # booked: the hold is cleared
 
 
+class _Down:
+    """A venue whose funding history does not answer."""
+
+    positions: None = None
+    delivery: None = None
+
+    @property
+    def funding(self) -> _Down:
+        return self
+
+    async def funding_payments(self, since_ns: int) -> list[FundingPayment]:
+        raise VenueError("private/get_funding_history: timed out", venue="derive")
+
+
 def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_the_restart(
     tmp_path: Path,
 ) -> None:
     """Held at 2 h, the daemon down 9 days: the first round asks no further back than 8 days,
     and the payment the journal says was held is given up loudly (its time: all the journal
-    knows of it), journaled and counted, once."""
+    knows of it), journaled and counted, once, however many rounds it takes the venue to answer."""
     events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
     now = [4 * H]
     path = tmp_path / "journal.sqlite"
@@ -231,7 +245,12 @@ def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_th
     now[0] = 2 * H + 9 * D
     journal = OrderJournal(path)
     engine, client = engine_over(events, now, journal)
+    derive = engine.venues["derive"]
+    engine.venues["derive"] = _Venue(_Down())
     with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")  # the venue does not answer: asked again
+        now[0] += 60 * S
+        engine.venues["derive"] = derive
         trio.run(engine._book_funding, "derive")
         now[0] += 60 * S
         trio.run(engine._book_funding, "derive")
