@@ -85,7 +85,8 @@ class HeldFunding:
     whose id an unreadable record may number, or that record itself. What could be read of it,
     the rest None (`ts_ns` None: its time unreadable; `amount` None: no money could be read), and
     why it is held. A person books it by hand from this if it is given up
-    (`OrderFlow.give_up_funding`)."""
+    (`OrderFlow.give_up_funding`). `event_id`: the venue's id of the payment when known (one
+    read back from the journal after a restart, that was waiting for its USD rate)."""
 
     venue: str
     instrument: str | None
@@ -93,6 +94,7 @@ class HeldFunding:
     amount: Decimal | None
     currency: str | None
     reason: str
+    event_id: str | None = None
 
 
 def funding_amount(

@@ -431,15 +431,19 @@ def test_funding_given_up_is_in_the_status_and_the_scrape(tmp_path: Path) -> Non
     surprises, and in the scrape, as a fill not booked is."""
     daemon = _daemon(tmp_path)
     daemon.engine.flow.give_up_funding(
-        HeldFunding(
-            venue="derive",
-            instrument="ETH-PERP",
-            ts_ns=S,
-            amount=Decimal("-1.5"),
-            currency="USDC",
-            reason="held back with an unreadable funding record that may number its id",
-        ),
+        "derive",
+        [
+            HeldFunding(
+                venue="derive",
+                instrument="ETH-PERP",
+                ts_ns=S,
+                amount=Decimal("-1.5"),
+                currency="USDC",
+                reason="held back with an unreadable funding record that may number its id",
+            )
+        ],
         why="past the cap",
+        pending=[],
     )
     status = daemon.status()
     assert status["funding_not_booked"] == status["reconcile_surprises"]["funding_not_booked"] == 1

@@ -6,11 +6,14 @@ after 24 h the payments left it, never booked, `funding_held` back to 0, nothing
 
 Never further back than `funding_max_lookback_s` (8 days): a payment held (or waiting for its
 USD rate) past that is given up loudly (`funding.not_booked`, a journal note, counted), and the
-oldest one not booked is journaled, so that the first round after a restart reads back to it
-(review of r13: the window grew without bound, and a restart forgot the held payment)."""
+payments not booked are journaled (each with what is known of it), so that the first round after
+a restart reads back to them and gives up, once, each past the cap (review of r13: the window
+grew without bound, and a restart forgot the held payment; then, the journal kept only the
+oldest time, given up again at every restart, and apart from the booking)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -186,7 +189,7 @@ def test_a_payment_held_past_the_max_lookback_is_given_up_loudly_and_never_asked
         trio.run(engine._book_funding, "derive")
     assert ledger.funding_usd == Decimal(-2) and given_up(logs) == []
     assert engine.flow.funding_not_booked == 2
-    assert journal.funding_held_since("derive") is None  # nothing held now
+    assert journal.funding_pending("derive") == []  # nothing held now
 
 
 def test_a_payment_held_before_a_restart_is_read_again_after_it(tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_a_payment_held_before_a_restart_is_read_again_after_it(tmp_path: Path) 
     [asked] = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
     assert asked * 1_000_000 <= 2 * H
     assert ledger.funding_usd == Decimal("-3.5")
-    assert journal.funding_held_since("derive") is None  # booked: the hold is cleared
+    assert journal.funding_pending("derive") == []  # booked: the hold is cleared
 
 
 class _Down:
@@ -233,8 +236,8 @@ def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_th
     tmp_path: Path,
 ) -> None:
     """Held at 2 h, the daemon down 9 days: the first round asks no further back than 8 days,
-    and the payment the journal says was held is given up loudly (its time: all the journal
-    knows of it), journaled and counted, once, however many rounds it takes the venue to answer."""
+    and each payment the journal says was held is given up loudly (with what the journal knows
+    of it), journaled and counted, once, however many rounds it takes the venue to answer."""
     events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
     now = [4 * H]
     path = tmp_path / "journal.sqlite"
@@ -254,13 +257,14 @@ def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_th
         trio.run(engine._book_funding, "derive")
         now[0] += 60 * S
         trio.run(engine._book_funding, "derive")
-    [note] = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
-    assert (note["venue"], note["ts_ns"]) == ("derive", 2 * H)
-    assert given_up(logs) == [("critical", "derive", None, 2 * H, None, None)]
-    assert engine.flow.funding_not_booked == 1
+    notes = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
+    said = [(n["venue"], n["instrument"], n["ts_ns"], n["amount"], n["currency"]) for n in notes]
+    assert said == [("derive", ETH.symbol, 2 * H, "-1", "USDC"), ("derive", ETH.symbol, 2 * H, None, "USDC")]
+    assert given_up(logs) == [("critical", *s) for s in said]
+    assert engine.flow.funding_not_booked == 2
     asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
     assert asked[0] * 1_000_000 >= 2 * H + 9 * D - 8 * D - 1_000_000
-    assert journal.funding_held_since("derive") is None
+    assert journal.funding_pending("derive") == []
 
 
 class _Listing:
@@ -305,3 +309,118 @@ def test_a_payment_waiting_for_its_usd_rate_past_the_max_lookback_is_given_up_lo
     [note] = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
     assert (note["event_id"], note["amount"], note["currency"]) == (waiting.event_id, "-1.25", "XYZ")
     assert engine.flow.ledger("s").funding_usd == 0 and engine.flow.funding_not_booked == 1
+
+
+def notes_of(journal: OrderJournal) -> list[tuple[Any, ...]]:
+    return [
+        (e["instrument"], e["ts_ns"], e["amount"], e["currency"], e.get("event_id"))
+        for e in journal.events()
+        if e["kind"] == "funding_not_booked"
+    ]
+
+
+def test_a_payment_given_up_at_a_restart_is_never_given_up_again_however_many_restarts_follow(
+    tmp_path: Path,
+) -> None:
+    """Held at 2 h; the daemon restarts 9 days later, and again, and again, each time before the
+    venue answers: each held payment is given up (a note, a critical line) at the first of those
+    restarts only, and a last restart with the venue answering gives up nothing more. Before
+    (review of r13), each restart gave the journal's oldest unbooked time up again: three notes
+    for one payment, which a person booking from the notes would book three times."""
+    events = [record("-1", 2 * H), record("NaN", 2 * H), record("-2", 3 * H)]
+    now = [4 * H]
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    engine, _ = engine_over(events, now, journal)
+    trio.run(engine._book_funding, "derive")
+    journal.close()
+    counted = []
+    for k in range(4):  # three restarts with the venue down, the fourth answering
+        now[0] = 2 * H + 9 * D + k * 60 * S
+        journal = OrderJournal(path)
+        engine, _ = engine_over(events, now, journal)
+        if k < 3:
+            engine.venues["derive"] = _Venue(_Down())
+        trio.run(engine._book_funding, "derive")
+        counted.append(engine.flow.funding_not_booked)
+        journal.close()
+    assert counted == [2, 0, 0, 0]  # each restart counts what it gave up itself
+    journal = OrderJournal(path)
+    assert notes_of(journal) == [
+        (ETH.symbol, 2 * H, "-1", "USDC", None),
+        (ETH.symbol, 2 * H, None, "USDC", None),
+    ]
+    assert journal.funding_pending("derive") == []
+
+
+def _failing(*args: Any, **kwargs: Any) -> None:
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_payment_booked_while_the_pending_ones_cannot_be_written_is_never_given_up(tmp_path: Path) -> None:
+    """A payment waits for its USD rate (journaled pending), then is booked in a round whose
+    write of the pending payments fails: 9 days later a restart neither gives it up nor books it
+    again (the booking took it out of the pending ones in its own transaction). Before (review of
+    r13), the pending row was written apart from the booking: the restart said a booked payment
+    was not booked (a note, a critical line), for a person to book it a second time."""
+    waiting = FundingPayment(venue="derive", instrument=ETH.symbol, event_id=f"{ETH.symbol}:7200000",
+                             ts_ns=2 * H, amount=Decimal("-1.25"), currency="USDC")  # fmt: skip
+    path = tmp_path / "journal.sqlite"
+    now = [4 * H]
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    listing = _Listing([attrs.evolve(waiting, currency="XYZ")])  # no USD rate for XYZ: it waits
+    engine.venues["derive"] = _Venue(listing)
+    trio.run(engine._book_funding, "derive")
+    listing.payments[:] = [waiting]
+    journal.hold_funding = _failing  # type: ignore[method-assign]
+    now[0] = 5 * H
+    trio.run(engine._book_funding, "derive")
+    assert engine.flow.ledger("s").funding_usd == Decimal("-1.25")
+    journal.close()
+    now[0] = 2 * H + 9 * D
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    engine.venues["derive"] = _Venue(_Listing([waiting]))
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+    assert given_up(logs) == [] and notes_of(journal) == [] and engine.flow.funding_not_booked == 0
+    assert engine.flow.ledger("s").funding_usd == Decimal("-1.25")  # restored, booked once
+
+
+def test_each_payment_pending_at_a_restart_past_the_max_lookback_is_given_up_with_its_fields(
+    tmp_path: Path,
+) -> None:
+    """Two payments waiting for their USD rate at 2 h and 3 h; the daemon down 9 days: at the
+    restart each is given up on its own, with its instrument, time, amount, currency and event
+    id (a note and a critical line each, counted 2). Before (review of r13), the journal kept
+    only the oldest time: one note with no instrument, amount nor id, counted 1."""
+    waiting = [
+        FundingPayment(
+            venue="derive",
+            instrument=ETH.symbol,
+            event_id=f"{ETH.symbol}:{t // 10**6}",
+            ts_ns=t,
+            amount=Decimal(a),
+            currency="XYZ",
+        )
+        for t, a in ((2 * H, "-1.25"), (3 * H, "0.5"))
+    ]
+    path = tmp_path / "journal.sqlite"
+    now = [4 * H]
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    engine.venues["derive"] = _Venue(_Listing(list(waiting)))
+    trio.run(engine._book_funding, "derive")
+    journal.close()
+    now[0] = 3 * H + 9 * D
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    engine.venues["derive"] = _Venue(_Down())
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+    said = [(ETH.symbol, p.ts_ns, str(p.amount), "XYZ", p.event_id) for p in waiting]
+    assert notes_of(journal) == said
+    assert [(e["instrument"], e["ts_ns"], e["amount"], e["currency"], e["event_id"])
+            for e in logs if e["event"] == "funding.not_booked"] == said  # fmt: skip
+    assert engine.flow.funding_not_booked == 2
