@@ -424,3 +424,59 @@ def test_each_payment_pending_at_a_restart_past_the_max_lookback_is_given_up_wit
     assert [(e["instrument"], e["ts_ns"], e["amount"], e["currency"], e["event_id"])
             for e in logs if e["event"] == "funding.not_booked"] == said  # fmt: skip
     assert engine.flow.funding_not_booked == 2
+
+
+def test_a_record_whose_time_cannot_be_read_held_round_after_round_is_written_and_alerted_once(
+    tmp_path: Path,
+) -> None:
+    """A record whose time cannot be read, listed round after round (the venue lists it by a
+    time of its own): the payments held are journaled when they change only, and
+    `funding.held_beyond_lookback` said once for them, not at every round. Before (review of
+    r13), the window's start walked 1 ns each round: a journal write and an error line a round."""
+    bad = {"funding": "-3", "instrument_name": ETH.symbol, "timestamp": "x", "pnl": "0", "_t": 8 * D // 10**6}
+    events = [record("-1", 2 * H), bad, record("-2", 3 * H)]
+
+    def history(params: dict[str, Any]) -> dict[str, Any]:
+        listed = [e for e in events if e.get("_t", e["timestamp"]) >= params["start_timestamp"]]
+        return {"events": listed, "pagination": {"count": len(listed), "num_pages": 1}}
+
+    empty = {"trades": [], "pagination": {"count": 0, "num_pages": 1}}
+    now = [4 * H]
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    engine, _ = engine_over([], now, journal)
+    routes = {"private/get_funding_history": history, "private/get_trade_history": empty}
+    engine.venues["derive"] = _Venue(_derive(Routed(routes)))
+    trio.run(engine._book_funding, "derive")
+    now[0] = 9 * D  # past the cap: the window starts at the cap, which moves each round
+    trio.run(engine._book_funding, "derive")
+    writes = journal.stats.writes
+    with structlog.testing.capture_logs() as logs:
+        for k in (1, 2, 3):
+            now[0] = 9 * D + k * 60 * S
+            trio.run(engine._book_funding, "derive")
+    assert engine.flow.ledger("s").funding_usd == 0  # all of ETH-PERP held with the record
+    assert journal.stats.writes == writes
+    assert [e["event"] for e in logs].count("funding.held_beyond_lookback") == 0  # said at 9 days
+
+
+def test_the_payments_pending_are_written_after_the_first_round_whatever_the_journal_said(
+    tmp_path: Path,
+) -> None:
+    """The journal's pending payments cannot be read at a start (logged, the window from the
+    cap): the first round's answer, nothing pending, is written over them all the same, so a
+    stale row does not outlive it. Before (review of r13), a write was made only when the
+    round's answer differed from what the start had read, so a row the start could not read
+    stayed."""
+    events = [record("-2", 3 * H)]
+    path = tmp_path / "journal.sqlite"
+    journal = OrderJournal(path)
+    engine, _ = engine_over(events, [4 * H], journal)
+    journal.set_meta("funding_pending:derive", "not a list")
+    journal.close()
+    journal = OrderJournal(path)
+    engine, _ = engine_over(events, [5 * H], journal)
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+    assert [e["event"] for e in logs if e["event"] == "funding.journal_unreadable"] != []
+    assert engine.flow.ledger("s").funding_usd == Decimal(-2)
+    assert journal.meta("funding_pending:derive") == []
