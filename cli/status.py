@@ -327,9 +327,9 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             f"[bold red]{plural(s['fills_not_booked'], 'fill')} of ours not booked[/bold red] "
             "(the log's fill.not_booked / fill.reversal_not_applied say which)"
         )
-    if s.get("funding_not_booked"):
+    if funding := s.get("funding_payments_not_booked"):
         console.print(
-            f"[bold red]{plural(s['funding_not_booked'], 'funding payment')} given up unbooked[/bold red] "
+            f"[bold red]{plural(funding, 'funding payment')} given up unbooked[/bold red] "
             "(held past funding_max_lookback_s; the log's funding.not_booked and the journal's "
             "funding_not_booked notes say which: a person books them)"
         )

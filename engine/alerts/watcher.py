@@ -21,7 +21,7 @@ got better again):
   id contested, or the journal unreadable), or a reversal applied to no order (its venue id
   contested). A fill simply not ours (`unmatched_fills`: a manual trade on a shared account,
   `fill.unknown_order`) is counted and shown, never alerted.
-- `funding_not_booked` (critical): `funding_not_booked` grew: a funding payment held (or
+- `funding_not_booked` (critical): `funding_payments_not_booked` grew: a funding payment held (or
   waiting) past `funding_max_lookback_s`, given up unbooked for a person to book.
 - `outcome_unrecorded` (critical): `outcomes_unrecorded` grew: a request's unknown outcome
   whose recording raised (a bug; the order is asked about all the same).
@@ -330,7 +330,7 @@ class AlertWatcher:
                 "order: a person books them (the log's fill.not_booked / "
                 "fill.reversal_not_applied / fill.unknown_order with journal_unreadable say which)",
             )
-        funding = self._delta("funding_not_booked", status.get("funding_not_booked"))
+        funding = self._delta("funding_payments_not_booked", status.get("funding_payments_not_booked"))
         if funding:
             self._alert(
                 "funding_not_booked",

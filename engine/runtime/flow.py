@@ -211,7 +211,7 @@ class OrderFlow:
         self.funding_refused = 0
         # Funding payments given up unbooked (`give_up_funding`: held past the funding
         # window's cap): each alerted at critical level and journaled for a person to book.
-        self.funding_not_booked = 0
+        self.funding_payments_not_booked = 0
         # Settlements refused (a delivery price that is no price) and journal rows `restore`
         # could not apply: each an alert, counted for the status.
         self.settlements_refused = 0
@@ -1050,14 +1050,14 @@ class OrderFlow:
         (`HeldFunding`) or that waited (a `FundingPayment`: no USD rate) until they fell past the
         funding window's cap (`LiveEngine.funding_max_lookback_s`), never read again. Like a fill
         left unbooked (`_not_booked_fill`): each alerted at critical level with every field known
-        of it, journaled (a note, `funding_not_booked`) and counted in `funding_not_booked`, for a
+        of it, journaled (a note, `funding_not_booked`) and counted in `funding_payments_not_booked`, for a
         person to book it by hand; never booked by guess. The notes and `pending` (the venue's
         payments still not booked, `OrderJournal.funding_pending`) are ONE journal write, so no
         restart gives one up again. Returns whether that write was made (a failure is logged and
         counted: the payments are still given up here)."""
         notes: list[dict[str, Any]] = []
         for payment in payments:
-            self.funding_not_booked += 1
+            self.funding_payments_not_booked += 1
             fields: dict[str, Any] = {
                 "venue": payment.venue,
                 "instrument": payment.instrument,

@@ -233,14 +233,14 @@ def test_venue_id_conflicts_and_fills_not_booked_alert_as_they_grow() -> None:
 
 
 def test_funding_payments_given_up_alert_as_they_grow() -> None:
-    """`funding_not_booked` (payments held past `funding_max_lookback_s`, given up for a person
+    """`funding_payments_not_booked` (payments held past `funding_max_lookback_s`, given up for a person
     to book) grows: a critical alert, once per growth; a status without the key (an older
     daemon) alerts nothing."""
     run = Run()
-    run.step(status(funding_not_booked=0))  # the baseline
-    assert run.step(status(funding_not_booked=2)) == [("funding_not_booked", "engine", "critical")]
+    run.step(status(funding_payments_not_booked=0))  # the baseline
+    assert run.step(status(funding_payments_not_booked=2)) == [("funding_not_booked", "engine", "critical")]
     assert run.sent[-1].text.startswith("2 funding payments given up unbooked")
-    assert run.step(status(funding_not_booked=2)) == []
+    assert run.step(status(funding_payments_not_booked=2)) == []
     assert run.step(status()) == [] and run.watcher.errors == 0
 
 

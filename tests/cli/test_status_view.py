@@ -267,10 +267,10 @@ def test_status_of_a_config_says_where_a_recording_keeps_its_status(
 def test_funding_payments_given_up_are_said_with_where_to_find_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`funding_not_booked` (payments held past funding_max_lookback_s, given up for a person to
+    """`funding_payments_not_booked` (payments held past funding_max_lookback_s, given up for a person to
     book) is said, as fills not booked are; nothing when none."""
     monkeypatch.setenv("COLUMNS", "80")
-    status = realistic(time.time_ns(), funding_not_booked=2)
+    status = realistic(time.time_ns(), funding_payments_not_booked=2)
     assert main(["status", "--status-file", str(_write(tmp_path, status))]) == 0
     flat = " ".join(capsys.readouterr().out.split())
     assert "2 funding payments given up unbooked" in flat and "funding.not_booked" in flat

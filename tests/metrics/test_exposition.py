@@ -427,7 +427,7 @@ def test_unknown_outcomes_not_recorded_are_in_the_scrape_as_their_neighbours_are
 
 def test_funding_given_up_is_in_the_status_and_the_scrape(tmp_path: Path) -> None:
     """A funding payment given up unbooked (`OrderFlow.give_up_funding`: held past
-    `funding_max_lookback_s`) is counted in the status's `funding_not_booked`, among the
+    `funding_max_lookback_s`) is counted in the status's `funding_payments_not_booked`, among the
     surprises, and in the scrape, as a fill not booked is."""
     daemon = _daemon(tmp_path)
     daemon.engine.flow.give_up_funding(
@@ -446,6 +446,6 @@ def test_funding_given_up_is_in_the_status_and_the_scrape(tmp_path: Path) -> Non
         pending=[],
     )
     status = daemon.status()
-    assert status["funding_not_booked"] == status["reconcile_surprises"]["funding_not_booked"] == 1
+    assert status["funding_payments_not_booked"] == status["reconcile_surprises"]["funding_not_booked"] == 1
     _, found = _scrape(daemon)
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="funding_not_booked") == 1

@@ -177,7 +177,7 @@ def test_a_payment_held_past_the_max_lookback_is_given_up_loudly_and_never_asked
     [read, unreadable] = [e for e in logs if e["event"] == "funding.not_booked"]
     assert "unreadable funding record" in read["held"] and "cannot be read" in unreadable["held"]
     assert "funding_max_lookback_s" in read["reason"]
-    assert engine.flow.funding_not_booked == 2
+    assert engine.flow.funding_payments_not_booked == 2
     notes = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
     assert [(n["instrument"], n["ts_ns"], n["amount"]) for n in notes] == [
         (ETH.symbol, 2 * H, "-1"),
@@ -188,7 +188,7 @@ def test_a_payment_held_past_the_max_lookback_is_given_up_loudly_and_never_asked
     with structlog.testing.capture_logs() as logs:
         trio.run(engine._book_funding, "derive")
     assert ledger.funding_usd == Decimal(-2) and given_up(logs) == []
-    assert engine.flow.funding_not_booked == 2
+    assert engine.flow.funding_payments_not_booked == 2
     assert journal.funding_pending("derive") == []  # nothing held now
 
 
@@ -261,7 +261,7 @@ def test_a_payment_held_before_a_restart_past_the_max_lookback_is_given_up_at_th
     said = [(n["venue"], n["instrument"], n["ts_ns"], n["amount"], n["currency"]) for n in notes]
     assert said == [("derive", ETH.symbol, 2 * H, "-1", "USDC"), ("derive", ETH.symbol, 2 * H, None, "USDC")]
     assert given_up(logs) == [("critical", *s) for s in said]
-    assert engine.flow.funding_not_booked == 2
+    assert engine.flow.funding_payments_not_booked == 2
     asked = [p["start_timestamp"] for m, p in client.session.asked if m == "private/get_funding_history"]
     assert asked[0] * 1_000_000 >= 2 * H + 9 * D - 8 * D - 1_000_000
     assert journal.funding_pending("derive") == []
@@ -308,7 +308,7 @@ def test_a_payment_waiting_for_its_usd_rate_past_the_max_lookback_is_given_up_lo
     assert line["event_id"] == waiting.event_id
     [note] = [e for e in journal.events() if e["kind"] == "funding_not_booked"]
     assert (note["event_id"], note["amount"], note["currency"]) == (waiting.event_id, "-1.25", "XYZ")
-    assert engine.flow.ledger("s").funding_usd == 0 and engine.flow.funding_not_booked == 1
+    assert engine.flow.ledger("s").funding_usd == 0 and engine.flow.funding_payments_not_booked == 1
 
 
 def notes_of(journal: OrderJournal) -> list[tuple[Any, ...]]:
@@ -342,7 +342,7 @@ def test_a_payment_given_up_at_a_restart_is_never_given_up_again_however_many_re
         if k < 3:
             engine.venues["derive"] = _Venue(_Down())
         trio.run(engine._book_funding, "derive")
-        counted.append(engine.flow.funding_not_booked)
+        counted.append(engine.flow.funding_payments_not_booked)
         journal.close()
     assert counted == [2, 0, 0, 0]  # each restart counts what it gave up itself
     journal = OrderJournal(path)
@@ -384,7 +384,7 @@ def test_a_payment_booked_while_the_pending_ones_cannot_be_written_is_never_give
     engine.venues["derive"] = _Venue(_Listing([waiting]))
     with structlog.testing.capture_logs() as logs:
         trio.run(engine._book_funding, "derive")
-    assert given_up(logs) == [] and notes_of(journal) == [] and engine.flow.funding_not_booked == 0
+    assert given_up(logs) == [] and notes_of(journal) == [] and engine.flow.funding_payments_not_booked == 0
     assert engine.flow.ledger("s").funding_usd == Decimal("-1.25")  # restored, booked once
 
 
@@ -423,7 +423,7 @@ def test_each_payment_pending_at_a_restart_past_the_max_lookback_is_given_up_wit
     assert notes_of(journal) == said
     assert [(e["instrument"], e["ts_ns"], e["amount"], e["currency"], e["event_id"])
             for e in logs if e["event"] == "funding.not_booked"] == said  # fmt: skip
-    assert engine.flow.funding_not_booked == 2
+    assert engine.flow.funding_payments_not_booked == 2
 
 
 def test_a_record_whose_time_cannot_be_read_held_round_after_round_is_written_and_alerted_once(
