@@ -304,8 +304,8 @@ def test_a_schema_2_journal_without_the_contest_index_gets_it_on_open(tmp_path: 
 
 
 # A journal main's tradingd wrote (8a3aa5f: before the funding payments not booked were
-# journaled): tests/fixtures/journal/make_journal.py says how.
-MAIN_JOURNAL = Path(__file__).parent.parent / "fixtures" / "journal" / "main-8a3aa5f.sqlite"
+# journaled), as SQL text: tests/fixtures/journal/make_journal.py says how.
+MAIN_JOURNAL = Path(__file__).parent.parent / "fixtures" / "journal" / "main-8a3aa5f.sql"
 
 
 def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_path: Path) -> None:
@@ -315,7 +315,9 @@ def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_
     own transaction (by event id; one whose id was held back, by instrument, time and amount).
     A value that is no such list is refused naming the journal."""
     path = tmp_path / "journal.sqlite"
-    path.write_bytes(MAIN_JOURNAL.read_bytes())
+    db = sqlite3.connect(path)
+    db.executescript(MAIN_JOURNAL.read_text())
+    db.close()
     journal = OrderJournal(path)
     assert journal.migrated is None
     assert journal.funding_pending("derive") == []
