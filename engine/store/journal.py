@@ -718,7 +718,10 @@ class OrderJournal:
         except sqlite3.IntegrityError:
             if stmts and stmts[0][0].startswith("INSERT OR REPLACE INTO instruments"):
                 self._instruments.discard(inst.key)  # rolled back with the rest
-            self._tx([unpend])  # booked already: pending no more either
+            # Booked already: pending no more either. A failure here leaves it listed, harmless:
+            # a restart gives up none the ledger has (`LiveEngine._funding_start`).
+            with contextlib.suppress(sqlite3.Error):
+                self._tx([unpend])
             return False
         return True
 
