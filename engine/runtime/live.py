@@ -1833,7 +1833,13 @@ class LiveEngine:
             held = [
                 h
                 for h in journal.funding_pending(venue)
-                if h.event_id is None or not journal.funding_known(venue, h.event_id)
+                if not (
+                    journal.funding_known(venue, h.event_id)
+                    if h.event_id is not None
+                    else h.instrument is not None
+                    and h.ts_ns is not None
+                    and journal.funding_booked_at(venue, h.instrument, h.ts_ns)
+                )
             ]
         except (sqlite3.Error, TradingError) as exc:
             self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))

@@ -123,12 +123,14 @@ _FUNDING_PENDING = "funding_pending:"
 # At most this many are kept (the oldest first; a venue holding more is alerted each round).
 FUNDING_PENDING_MAX = 1000
 # An entry of that list leaves it in the transaction that books its payment: by its event id,
-# or, one whose id the venue held back, by its instrument, time and amount.
+# or, one whose id the venue held back, by its instrument and time (a venue pays one funding a
+# time per instrument; the amount is not compared: held as '-0.50', booked as '-0.5', or held
+# with an amount that could not be read, it is the same payment).
 _FUNDING_UNPEND = f"""UPDATE meta SET value = (
     SELECT coalesce(json_group_array(json(e.value)), '[]') FROM json_each(meta.value) AS e
     WHERE NOT (json_extract(e.value, '$.event_id') IS ?
         OR (json_extract(e.value, '$.event_id') IS NULL AND json_extract(e.value, '$.instrument') IS ?
-            AND json_extract(e.value, '$.ts_ns') IS ? AND json_extract(e.value, '$.amount') IS ?))
+            AND json_extract(e.value, '$.ts_ns') IS ?))
 ) WHERE key = '{_FUNDING_PENDING}' || ? AND json_valid(value) AND json_type(value) = 'array'"""
 _CONTESTS_QUERY = f"SELECT kind, data FROM events WHERE kind IN ({_CONTEST_KINDS}) ORDER BY seq"
 _SCHEMA = (
@@ -712,7 +714,7 @@ class OrderJournal:
                     currency=currency,
                 )
             )
-        unpend = (_FUNDING_UNPEND, (event_id, inst.symbol, ts_ns, _s(total), inst.venue))
+        unpend = (_FUNDING_UNPEND, (event_id, inst.symbol, ts_ns, inst.venue))
         try:
             self._tx([*stmts, unpend])
         except sqlite3.IntegrityError:
@@ -735,6 +737,18 @@ class OrderJournal:
                 "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? "
                 "AND trade_id >= ? AND trade_id < ? LIMIT 1",
                 (venue, f"{event_id}#", f"{event_id}$"),
+            ).fetchone()
+        return row is not None
+
+    def funding_booked_at(self, venue: str, instrument: str, ts_ns: int) -> bool:
+        """Whether the ledger has a funding row of `venue` for `instrument` at `ts_ns`: a pending
+        payment whose id the venue held back is booked already when it has (one funding a time
+        per instrument)."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? AND instrument = ? "
+                "AND ts_ns = ? LIMIT 1",
+                (venue, instrument, ts_ns),
             ).fetchone()
         return row is not None
 

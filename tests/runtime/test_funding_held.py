@@ -28,7 +28,7 @@ from tests.support.flows import restored_flow
 from tests.support.helpers import PERP, request
 from tests.support.reduced_engine import _Venue
 from tradingd.engine import Fill, Liquidity, Side, VenueError
-from tradingd.engine.model.settlement import FundingPayment
+from tradingd.engine.model.settlement import FundingPayment, HeldFunding
 from tradingd.engine.runtime.router import MarketRouter
 from tradingd.engine.store.journal import OrderJournal
 
@@ -386,6 +386,66 @@ def test_a_payment_booked_while_the_pending_ones_cannot_be_written_is_never_give
         trio.run(engine._book_funding, "derive")
     assert given_up(logs) == [] and notes_of(journal) == [] and engine.flow.funding_payments_not_booked == 0
     assert engine.flow.ledger("s").funding_usd == Decimal("-1.25")  # restored, booked once
+
+
+def test_a_payment_held_without_an_id_and_booked_while_the_pending_ones_cannot_be_written_is_never_given_up(
+    tmp_path: Path,
+) -> None:
+    """Two payments held back with no id (Derive's never carry one): one held as -0.50, one whose
+    amount could not be read; both booked (as -0.5 and -2) in a round whose write of the pending
+    payments fails. 9 days later a restart gives neither up. Before (re-review of r13), the
+    booking took an id-less one out only if its amount TEXT matched ('-0.50' is not '-0.5', an
+    unread amount never matches) and a restart kept every id-less one: two notes for payments
+    booked, for a person to book them a second time."""
+    booked = [
+        FundingPayment(
+            venue="derive",
+            instrument=ETH.symbol,
+            event_id=f"{ETH.symbol}:{t // 10**6}",
+            ts_ns=t,
+            amount=Decimal(a),
+            currency="USDC",
+        )
+        for t, a in ((2 * H, "-0.5"), (3 * H, "-2"))
+    ]
+    held = [
+        HeldFunding(
+            venue="derive",
+            instrument=ETH.symbol,
+            ts_ns=2 * H,
+            amount=Decimal("-0.50"),
+            currency="USDC",
+            reason="unreadable id",
+        ),
+        HeldFunding(
+            venue="derive",
+            instrument=ETH.symbol,
+            ts_ns=3 * H,
+            amount=None,
+            currency=None,
+            reason="unreadable amount",
+        ),
+    ]
+    path = tmp_path / "journal.sqlite"
+    now = [4 * H]
+    journal = OrderJournal(path)
+    journal.hold_funding("derive", held)
+    journal.close()
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    engine.venues["derive"] = _Venue(_Listing(list(booked)))
+    journal.hold_funding = _failing  # type: ignore[method-assign]
+    trio.run(engine._book_funding, "derive")
+    assert engine.flow.ledger("s").funding_usd == Decimal("-2.5")
+    journal.close()
+    now[0] = 3 * H + 9 * D
+    journal = OrderJournal(path)
+    engine, _ = engine_over([], now, journal)
+    engine.venues["derive"] = _Venue(_Down())
+    with structlog.testing.capture_logs() as logs:
+        trio.run(engine._book_funding, "derive")
+    assert given_up(logs) == [] and notes_of(journal) == [] and engine.flow.funding_payments_not_booked == 0
+    assert engine.flow.ledger("s").funding_usd == Decimal("-2.5")
 
 
 def test_each_payment_pending_at_a_restart_past_the_max_lookback_is_given_up_with_its_fields(
