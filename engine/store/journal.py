@@ -32,11 +32,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
 import orjson
+import structlog
 
 from ..model.errors import TradingError
 from ..model.events import Fill, FillReversal, Liquidity, OrderState, Side
@@ -120,7 +121,8 @@ CREATE INDEX IF NOT EXISTS events_contest_notes ON events (kind) WHERE kind IN (
 # venue, or waiting): a JSON list of what is known of each (`OrderJournal.hold_funding`). A meta
 # row, no table of its own: an older journal reads as none, an older tradingd ignores it.
 _FUNDING_PENDING = "funding_pending:"
-# At most this many are kept (the oldest first; a venue holding more is alerted each round).
+# At most this many are kept: the oldest (those whose time is unknown first), since the newest are
+# read again by the next round's window; the count dropped is logged as an error.
 FUNDING_PENDING_MAX = 1000
 # An entry of that list leaves it in the transaction that books its payment: by its event id,
 # or, one whose id the venue held back, by its instrument and time (a venue pays one funding a
@@ -245,8 +247,27 @@ def _converter() -> cattrs.Converter:
 _CONV = _converter()
 
 
+_P = TypeVar("_P", bound=FundingPayment | HeldFunding)
+
+
+def _oldest(venue: str, pending: Sequence[_P]) -> list[_P]:
+    """The oldest `FUNDING_PENDING_MAX` of `pending` (a time unknown counts oldest), in time
+    order; an error line with the count dropped when there are more."""
+    ordered = sorted(pending, key=lambda p: (p.ts_ns is not None, p.ts_ns or 0))
+    if len(ordered) > FUNDING_PENDING_MAX:
+        structlog.get_logger("tradingd.journal").error(
+            "funding.pending_dropped",
+            venue=venue,
+            dropped=len(ordered) - FUNDING_PENDING_MAX,
+            kept=FUNDING_PENDING_MAX,
+        )
+    return ordered[:FUNDING_PENDING_MAX]
+
+
 def _pending_stmt(venue: str, pending: Sequence[FundingPayment | HeldFunding]) -> tuple[str, tuple[Any, ...]]:
-    """The meta row of `venue`'s funding payments not booked (`OrderJournal.hold_funding`)."""
+    """The meta row of `venue`'s funding payments not booked (`OrderJournal.hold_funding`): the
+    oldest `FUNDING_PENDING_MAX` (those whose time is unknown first), an error line for the rest."""
+    pending = _oldest(venue, pending)
     entries = [
         {
             "instrument": p.instrument,
@@ -256,7 +277,7 @@ def _pending_stmt(venue: str, pending: Sequence[FundingPayment | HeldFunding]) -
             "event_id": p.event_id,
             "reason": p.reason if isinstance(p, HeldFunding) else "waiting (no USD rate, or undecided)",
         }
-        for p in pending[:FUNDING_PENDING_MAX]
+        for p in pending
     ]
     value = orjson.dumps(entries).decode()
     return ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"{_FUNDING_PENDING}{venue}", value))
@@ -787,7 +808,7 @@ class OrderJournal:
             entries = [] if value is None else [_pending_entry(venue, e) for e in value]
         except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # not JSON, or no entry
             raise JournalError(f"journal {self.path}: {key} unreadable ({exc!r})") from None
-        return entries[:FUNDING_PENDING_MAX]
+        return _oldest(venue, entries)
 
     def hold_funding(self, venue: str, pending: Sequence[FundingPayment | HeldFunding]) -> None:
         """Say the funding payments of `venue` not booked yet ([]: none is), for `funding_pending`

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -308,11 +309,39 @@ def test_a_schema_2_journal_without_the_contest_index_gets_it_on_open(tmp_path: 
 MAIN_JOURNAL = Path(__file__).parent.parent / "fixtures" / "journal" / "main-8a3aa5f.sql"
 
 
+def test_more_funding_payments_pending_than_kept_keeps_the_oldest_and_says_how_many_are_dropped(
+    tmp_path: Path,
+) -> None:
+    """1,005 payments pending, said newest first: the journal keeps the oldest 1,000 (the newest
+    are read again by the next round's window) and logs an error with the 5 dropped. Before
+    (re-review of r13), the first 1,000 as listed were kept (here the newest), silently."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    pending = [
+        HeldFunding(
+            venue="derive",
+            instrument="ETH-PERP",
+            ts_ns=t * H,
+            amount=Decimal(-1),
+            currency="USDC",
+            reason="held back",
+        )
+        for t in range(1005, 0, -1)
+    ]
+    with structlog.testing.capture_logs() as logs:
+        journal.hold_funding("derive", pending)
+    assert [h.ts_ns for h in journal.funding_pending("derive")] == [t * H for t in range(1, 1001)]
+    assert [(e["event"], e["log_level"], e["dropped"]) for e in logs] == [
+        ("funding.pending_dropped", "error", 5)
+    ]
+    journal.close()
+
+
 def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_path: Path) -> None:
     """An older journal has no funding payments pending (`funding_pending`: [], its fill and
     payment read as before); said (`hold_funding`), each is read back after a reopening with
     what was known of it, per venue, and cleared with []. A booking takes its payment out in its
-    own transaction (by event id; one whose id was held back, by instrument, time and amount).
+    own transaction (by event id; one whose id was held back, by instrument and time). They are
+    kept oldest first (a time unknown counts oldest).
     A value that is no such list is refused naming the journal."""
     path = tmp_path / "journal.sqlite"
     db = sqlite3.connect(path)
@@ -336,16 +365,16 @@ def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_
         (h.instrument, h.ts_ns, h.amount, h.currency, h.event_id) for h in journal.funding_pending("derive")
     ]
     assert back == [
+        (None, None, None, None, None),
         ("ETH-PERP", 2 * H, Decimal("-1.25"), "XYZ", "ETH-PERP:7200000"),
         ("ETH-PERP", 4 * H, Decimal("-0.5"), "USDC", None),
-        (None, None, None, None, None),
     ]
     assert journal.funding_pending("deribit") == []
     inst = next(i for i in journal.instruments() if i.symbol == "ETH-PERP")
     shares = [("s", Decimal("-0.5"), Decimal(1))]
     assert journal.funding(inst, "ETH-PERP:14400000", "USDC", shares, total=Decimal("-0.5"), rate=None,
                            usd_rate=1.0, ts_ns=4 * H)  # fmt: skip
-    assert [h.event_id for h in journal.funding_pending("derive")] == ["ETH-PERP:7200000", None]
+    assert [h.event_id for h in journal.funding_pending("derive")] == [None, "ETH-PERP:7200000"]
     shares = [("s", Decimal("-1.25"), Decimal(1))]
     assert journal.funding(inst, "ETH-PERP:7200000", "XYZ", shares, total=Decimal("-1.25"), rate=None,
                            usd_rate=1.0, ts_ns=2 * H)  # fmt: skip
