@@ -328,6 +328,12 @@ def _print_status(s: dict[str, Any], console: Console | None = None) -> None:
             f"[bold red]{plural(s['fills_not_booked'], 'fill')} of ours not booked[/bold red] "
             "(the log's fill.not_booked / fill.reversal_not_applied say which)"
         )
+    if funding := s.get("funding_payments_not_booked"):
+        console.print(
+            f"[bold red]{plural(funding, 'funding payment')} given up unbooked[/bold red] "
+            "(held past funding_max_lookback_s; the log's funding.not_booked and the journal's "
+            "funding_not_booked notes say which: a person books them)"
+        )
     journal = s.get("journal")
     if journal:
         console.print(

@@ -53,6 +53,7 @@ from tradingd.engine.venue import (
     FillReversal,
     FundingPayment,
     FundingPayments,
+    HeldFunding,
     Instrument,
     Order,
     OrderRejected,
@@ -813,9 +814,10 @@ class DeriveExecution(VenueExecution):
 
         The answer says the time of the oldest payment not booked (`held_since_ns`, None when
         all are): a held one's, a bad record's own (the window's start when its time cannot be
-        read, or is before the window the venue listed it in). The engine keeps its window's
-        start there until it reads, however long that takes: a payment that left the window
-        would never be booked (review of r12)."""
+        read, or is before the window the venue listed it in), and what was read of each held
+        payment and bad record (`held`). The engine keeps its window's start there until it
+        reads, `funding_max_lookback_s` back at most: a payment held past that is given up
+        loudly from what `held` says (`OrderFlow.give_up_funding`), for a person to book."""
         self._require_login("funding history")
         now = self.clock()
         records = await self._pages(
@@ -851,6 +853,30 @@ class DeriveExecution(VenueExecution):
         held_since = None if not bad else max(since_ns, min(waiting) * 1_000_000)
         for record, instrument, ts_ms, reason in bad:
             self._refuse_funding(record, instrument, ts_ms, reason)
+        # What the engine gives up, loudly, should one stay held past its cap: all that was read.
+        holding = [
+            HeldFunding(
+                venue=VENUE,
+                instrument=e.instrument_name,
+                ts_ns=e.timestamp * 1_000_000,
+                amount=amount,
+                currency=self._funding_currency(e.instrument_name),
+                reason="held back with an unreadable funding record that may number its id",
+            )
+            for e, amount in read
+            if held(e.instrument_name, e.timestamp)
+        ]
+        holding += [
+            HeldFunding(
+                venue=VENUE,
+                instrument=instrument,
+                ts_ns=None if ts_ms is None else ts_ms * 1_000_000,
+                amount=None,
+                currency=None if instrument is None else self._funding_currency(instrument),
+                reason=f"its record cannot be read: {reason}",
+            )
+            for _, instrument, ts_ms, reason in bad
+        ]
         out: list[FundingPayment] = []
         # Records of one instrument in one millisecond are each a payment (Derive realizes funding
         # at every change of the position and at each settlement: two may share a timestamp):
@@ -867,7 +893,6 @@ class DeriveExecution(VenueExecution):
             key = f"{e.instrument_name}:{e.timestamp}"
             n = seen[key] = seen.get(key, -1) + 1
             event_id = key if n == 0 else f"{key}:{n}"
-            inst = self.registry.get(VENUE, e.instrument_name)
             out.append(
                 FundingPayment(
                     venue=VENUE,
@@ -875,10 +900,15 @@ class DeriveExecution(VenueExecution):
                     event_id=event_id,
                     ts_ns=e.timestamp * 1_000_000,
                     amount=amount,
-                    currency=inst.settle if inst is not None else "USDC",
+                    currency=self._funding_currency(e.instrument_name),
                 )
             )
-        return FundingPayments(sorted(out, key=lambda p: p.ts_ns), held_since_ns=held_since)
+        return FundingPayments(sorted(out, key=lambda p: p.ts_ns), held_since_ns=held_since, held=holding)
+
+    def _funding_currency(self, instrument: str) -> str:
+        """The currency a perpetual's funding is paid in: its settlement currency (USDC)."""
+        inst = self.registry.get(VENUE, instrument)
+        return inst.settle if inst is not None else "USDC"
 
     def _refuse_funding(
         self, record: msgspec.Raw, instrument: str | None, ts_ms: int | None, reason: str

@@ -23,6 +23,7 @@ AlertKind = Literal[
     "venue_override",  # an order's state taken from the venue over ours (warning)
     "order_id_conflict",  # a venue id claimed by two working orders: contested (critical)
     "fill_not_booked",  # a fill of ours booked to no order: contested id, journal unreadable (critical)
+    "funding_not_booked",  # a funding payment given up unbooked, held past the cap (critical)
     "outcome_unrecorded",  # an unknown outcome whose recording raised: a bug (critical)
     "session_fault",  # a venue session's task raised unexpectedly: a bug, reconnected (critical)
     "position_mismatch",  # the venue holds other than our ledger (critical)

@@ -28,6 +28,8 @@ got better again):
   id contested, or the journal unreadable), or a reversal applied to no order (its venue id
   contested). A fill simply not ours (`unmatched_fills`: a manual trade on a shared account,
   `fill.unknown_order`) is counted and shown, never alerted.
+- `funding_not_booked` (critical): `funding_payments_not_booked` grew: a funding payment held (or
+  waiting) past `funding_max_lookback_s`, given up unbooked for a person to book.
 - `outcome_unrecorded` (critical): `outcomes_unrecorded` grew: a request's unknown outcome
   whose recording raised (a bug; the order is asked about all the same).
 - `session_fault` (critical): a venue's `session_faults` grew: an unexpected exception out of
@@ -348,6 +350,16 @@ class AlertWatcher:
                 f"{plural(not_booked, 'fill')} of ours left unbooked, or reversals applied to no "
                 "order: a person books them (the log's fill.not_booked / "
                 "fill.reversal_not_applied / fill.unknown_order with journal_unreadable say which)",
+            )
+        funding = self._delta("funding_payments_not_booked", status.get("funding_payments_not_booked"))
+        if funding:
+            self._alert(
+                "funding_not_booked",
+                "engine",
+                "critical",
+                f"{plural(funding, 'funding payment')} given up unbooked, held past "
+                "funding_max_lookback_s: a person books them (the log's funding.not_booked and the "
+                "journal's funding_not_booked notes say which)",
             )
         unrecorded = self._delta("outcomes_unrecorded", status.get("outcomes_unrecorded"))
         if unrecorded:

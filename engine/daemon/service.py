@@ -886,6 +886,7 @@ class Daemon:
                 "order_id_conflict": e.flow.tracker.stats.order_id_conflicts,
                 "unmatched_fill": e.flow.unmatched_fills,
                 "fill_not_booked": e.flow.fills_not_booked,
+                "funding_not_booked": e.flow.funding_payments_not_booked,
                 "outcome_unrecorded": e.flow.outcomes_unrecorded,
                 "position_mismatch": e.position_mismatches,
             },
@@ -919,6 +920,9 @@ class Daemon:
             "order_id_conflicts": e.flow.tracker.stats.order_id_conflicts,
             "unmatched_fills": e.flow.unmatched_fills,
             "fills_not_booked": e.flow.fills_not_booked,
+            # Funding payments given up unbooked (funding.not_booked: held or waiting past
+            # funding_max_lookback_s), alerted, for a person (the journal's funding_not_booked notes).
+            "funding_payments_not_booked": e.flow.funding_payments_not_booked,
             # The venue ids contested now, those restored from the journal included (they last as
             # long as it: README, "Venue order ids"): "venue order_id" -> the claimants' client ids.
             "contested_ids": {f"{v} {oid}": c for (v, oid), c in e.flow.tracker.contests().items()},

@@ -156,7 +156,7 @@ CATALOG: Final[dict[str, tuple[Kind, tuple[str, ...], str]]] = {
         "counter",
         ("kind",),
         "What reconciliations and reports found (foreign_order, venue_override, order_id_conflict, "
-        "unmatched_fill, fill_not_booked, outcome_unrecorded, position_mismatch).",
+        "unmatched_fill, fill_not_booked, funding_not_booked, outcome_unrecorded, position_mismatch).",
     ),
     "tradingd_log_write_failures_total": ("counter", (), "Log lines that could not be written."),
     "tradingd_recording_write_errors_total": (
@@ -180,6 +180,7 @@ SURPRISES: Final = (
     "order_id_conflict",
     "unmatched_fill",
     "fill_not_booked",
+    "funding_not_booked",
     "outcome_unrecorded",
     "position_mismatch",
 )

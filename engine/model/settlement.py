@@ -18,6 +18,7 @@ __all__ = [
     "MAX_FUNDING",
     "MAX_PRICE",
     "FundingPayment",
+    "HeldFunding",
     "PositionHistory",
     "check_delivery_price",
     "check_funding",
@@ -76,6 +77,24 @@ class FundingPayment:
     position: Decimal | None = None
     rate: Decimal | None = None
     span_ns: int | None = None
+
+
+@attrs.frozen
+class HeldFunding:
+    """A funding record a venue listed but held back (`FundingPayments.held`): a payment read
+    whose id an unreadable record may number, or that record itself. What could be read of it,
+    the rest None (`ts_ns` None: its time unreadable; `amount` None: no money could be read), and
+    why it is held. A person books it by hand from this if it is given up
+    (`OrderFlow.give_up_funding`). `event_id`: the venue's id of the payment when known (one
+    read back from the journal after a restart, that was waiting for its USD rate)."""
+
+    venue: str
+    instrument: str | None
+    ts_ns: int | None
+    amount: Decimal | None
+    currency: str | None
+    reason: str
+    event_id: str | None = None
 
 
 def funding_amount(

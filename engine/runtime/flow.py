@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, Final, Literal, NoReturn, Protocol
 
@@ -39,7 +39,13 @@ from ..model.orders import (
     OrderTracker,
 )
 from ..model.risk import RiskChecker, RiskLimits
-from ..model.settlement import FundingPayment, PositionHistory, check_delivery_price, check_funding
+from ..model.settlement import (
+    FundingPayment,
+    HeldFunding,
+    PositionHistory,
+    check_delivery_price,
+    check_funding,
+)
 from ..store.journal import OrderJournal
 
 __all__ = ["FINAL_REASONS", "FinalReason", "OrderFlow"]
@@ -203,6 +209,9 @@ class OrderFlow:
         # Every strategy's perpetual positions through time, by the venue's time (funding).
         self.history = PositionHistory()
         self.funding_refused = 0
+        # Funding payments given up unbooked (`give_up_funding`: held past the funding
+        # window's cap): each alerted at critical level and journaled for a person to book.
+        self.funding_payments_not_booked = 0
         # Settlements refused (a delivery price that is no price) and journal rows `restore`
         # could not apply: each an alert, counted for the status.
         self.settlements_refused = 0
@@ -1036,6 +1045,66 @@ class OrderFlow:
                 **fields,
             )
         return out
+
+    def give_up_funding(
+        self,
+        venue: str,
+        payments: Sequence[FundingPayment | HeldFunding],
+        *,
+        why: str,
+        pending: Sequence[FundingPayment | HeldFunding],
+    ) -> bool:
+        """Funding payments of `venue` tradingd will not book: ones the venue held back
+        (`HeldFunding`) or that waited (a `FundingPayment`: no USD rate) until they fell past the
+        funding window's cap (`LiveEngine.funding_max_lookback_s`), never read again. Like a fill
+        left unbooked (`_not_booked_fill`): each alerted at critical level with every field known
+        of it, journaled (a note, `funding_not_booked`) and counted in `funding_payments_not_booked`, for a
+        person to book it by hand; never booked by guess. The notes and `pending` (the venue's
+        payments still not booked, `OrderJournal.funding_pending`) are ONE journal write, so no
+        restart gives one up again. Returns whether that write was made (a failure is logged and
+        counted: the payments are still given up here)."""
+        notes: list[dict[str, Any]] = []
+        for payment in payments:
+            self.funding_payments_not_booked += 1
+            fields: dict[str, Any] = {
+                "venue": payment.venue,
+                "instrument": payment.instrument,
+                "ts_ns": payment.ts_ns,
+                "amount": None if payment.amount is None else decimal_text(payment.amount),
+                "currency": payment.currency,
+            }
+            if isinstance(payment, FundingPayment):
+                self._funding_booked.add((payment.venue, payment.event_id))  # listed again: not booked
+                fields |= {
+                    "event_id": payment.event_id,
+                    "position": None if payment.position is None else decimal_text(payment.position),
+                    "rate": None if payment.rate is None else decimal_text(payment.rate),
+                    "span_ns": payment.span_ns,
+                }
+            else:
+                if payment.event_id is not None:
+                    self._funding_booked.add((payment.venue, payment.event_id))
+                    fields["event_id"] = payment.event_id
+                fields["held"] = payment.reason
+            notes.append(fields | {"reason": why})
+            self.log.critical(
+                "funding.not_booked",
+                **fields,
+                reason=why,
+                action="never booked by tradingd: a person books it by hand (the journal's note "
+                "funding_not_booked has it)",
+            )
+        failures = self.journal_failures
+        self._journal("funding_given_up", venue, notes, pending)
+        return self.journal_failures == failures
+
+    def hold_funding(self, venue: str, pending: Sequence[FundingPayment | HeldFunding]) -> bool:
+        """Journal the funding payments of `venue` not booked yet (`OrderJournal.hold_funding`),
+        for the first funding round after a restart. Returns whether it was written (a failure
+        is logged and counted, as every journal write on the incoming path)."""
+        failures = self.journal_failures
+        self._journal("hold_funding", venue, pending)
+        return self.journal_failures == failures
 
     def _funding_undecided(self, event: tuple[str, str], why: str, fields: dict[str, str]) -> None:
         if event not in self._funding_deferred:

@@ -50,6 +50,7 @@ from ..model.market import MarketState
 from ..model.money import decimal_text, optional
 from ..model.orders import ClientOrderIds, Order, OrderRequest, TimeInForce
 from ..model.risk import RiskLimits
+from ..model.settlement import FundingPayment, HeldFunding
 from ..model.simvenue import SimulatedVenue
 from ..model.words import plural
 from ..store.journal import OrderJournal
@@ -215,6 +216,17 @@ class _LiveContext(BaseContext):
             price=optional(price, "edit price"),
             size=optional(size, "edit size"),
         )
+
+
+def _pending_key(pending: Sequence[FundingPayment | HeldFunding]) -> str:
+    """What identifies a set of funding payments not booked (as journaled, in its order)."""
+    return repr(
+        [
+            (p.instrument, p.ts_ns, None if p.amount is None else str(p.amount), p.currency, p.event_id)
+            + ((p.reason,) if isinstance(p, HeldFunding) else ())
+            for p in pending
+        ]
+    )
 
 
 def _figures(venue: str, symbol: str, mine: Decimal, held: Decimal) -> dict[str, str]:
@@ -474,9 +486,16 @@ class LiveEngine:
         # Funding payments left undecided (`OrderFlow.funding(final=False)`): when first so.
         self._funding_undecided: dict[tuple[str, str], int] = {}
         self._funding_waiting_logged: set[str] = set()
-        # Per venue, the oldest payment it held back that the look-back no longer reaches, when
-        # alerted (`_book_funding`): alerted again only for another.
-        self._funding_held_alerted: dict[str, int] = {}
+        # Per venue, the payments it held back when the look-back no longer reached the oldest,
+        # when alerted (`_book_funding`): alerted again only when they are others.
+        self._funding_held_alerted: dict[str, str] = {}
+        # Per venue, the payments its last funding answer left unbooked (held back by the venue,
+        # or waiting): given up loudly once they fall past `funding_max_lookback_s`.
+        self._funding_pending: dict[str, list[FundingPayment | HeldFunding]] = {}
+        # Per venue, the payments not booked as this run last journaled them
+        # (`OrderJournal.hold_funding`): written when they change, and after the first round
+        # whatever they were (a venue not here: not written yet by this run).
+        self._funding_held_journaled: dict[str, str] = {}
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -1735,20 +1754,29 @@ class LiveEngine:
         by `OrderFlow.funding`, by the positions held when it accrued). Asked whenever a
         perpetual of the venue was held at any time in that span, even if none is held now (a
         position closed before this poll was still paid on). One that must wait (no USD rate
-        yet) is asked for again next round, however old it gets.
+        yet) is asked for again next round.
 
         Not before the venue's fills are caught up (the start's reconciliation): a payment is
         split by the positions at its time, which a fill missed while down changes. A payment
         after the time every fill is known up to (a reconnect's catch-up not done yet) that is
         found not ours is asked again next round rather than left, for `funding_undecided_max_s`
         at most. The first round asks from the journal's last fill or funding payment of the
-        venue (a downtime longer than the look-back loses none), `funding_max_lookback_s` at
-        most.
+        venue (a downtime longer than the look-back loses none), or from the oldest payment not
+        booked before the restart if older (`OrderJournal.funding_pending`).
 
         A payment the venue held back (`FundingPayments.held_since_ns`: Derive's, with a record
-        that cannot be read) keeps the window's start at or before it, however old it gets,
-        until it is booked; once the look-back alone would no longer reach it, an error
-        (`funding.held_beyond_lookback`), once for each oldest payment so held."""
+        that cannot be read) keeps the window's start at or before it until it is booked; once
+        the look-back alone would no longer reach it, an error (`funding.held_beyond_lookback`),
+        once for each oldest payment so held. The window is never asked further back than
+        `funding_max_lookback_s` (the venue's history and the positions' history; a read that
+        grew without bound): a payment held or waiting that falls past it is given up
+        (`OrderFlow.give_up_funding`: critical, journaled, counted, for a person to book),
+        and one the venue lists from before it is never booked (booked, or given up, already).
+        The payments not booked are journaled (`OrderJournal.hold_funding`, when they change,
+        and after the first round whatever they were) for a restart; a booking or a give-up takes
+        its payment out in its own write. A held record whose time cannot be read is never given
+        up by time; one the venue no longer lists is dropped (its record read, so booked, or
+        gone), never given up by guess: it may have been booked under the id it now has."""
         ask = self.venues[name].execution().funding
         if ask is None:
             return  # no funding at this venue (no perpetuals)
@@ -1759,13 +1787,17 @@ class LiveEngine:
                 self.log.info("funding.waiting_for_fills_caught_up", venue=name)
             return
         asked = self.clock()
+        cap = asked - int(self.funding_max_lookback_s * 1e9)
         lookback = asked - int(self.funding_lookback_s * 1e9)
         since = self._funding_since_ns.get(name)
-        if since is None:
-            since = self._funding_start(name, asked)
-        since = min(since, lookback)
+        if since is None:  # the first round (once: a payment it gives up is given up once)
+            since = self._funding_since_ns[name] = self._funding_start(name, asked)
+        since = max(cap, min(since, lookback))
+        self._give_up_past_cap(name, cap)
         if not self.flow.perpetual_held_since(name, since):
             self._funding_since_ns[name] = asked
+            self._funding_pending.pop(name, None)  # no position of ours since: none of them ours
+            self._hold_funding(name, [])
             return
         try:
             payments = await ask.funding_payments(since)
@@ -1774,44 +1806,120 @@ class LiveEngine:
             return
         following = asked
         undecided = self._funding_undecided
+        pending: list[FundingPayment | HeldFunding] = []
         for payment in sorted(payments, key=lambda p: p.ts_ns):
+            if payment.ts_ns < cap:
+                continue  # past the cap (a venue's read rounds its start down): never booked now
             key = (name, payment.event_id)
             final = payment.ts_ns <= known or asked - undecided.setdefault(key, asked) >= int(
                 self.funding_undecided_max_s * 1e9
             )
             if self.flow.funding(payment, final=final) is None:
                 following = min(following, payment.ts_ns - 1)
+                pending.append(payment)
             else:
                 undecided.pop(key, None)
         held = payments.held_since_ns if isinstance(payments, FundingPayments) else None
+        held_back: list[HeldFunding] = []
+        if isinstance(payments, FundingPayments):
+            held_back = [h for h in payments.held if h.ts_ns is None or h.ts_ns >= cap]
+            pending += held_back
+        self._funding_pending[name] = pending
         if held is None:
             self._funding_held_alerted.pop(name, None)
         else:
             following = min(following, held - 1)
-            if held < lookback and self._funding_held_alerted.get(name) != held:
-                self._funding_held_alerted[name] = held
+            which = _pending_key(held_back)
+            if held < lookback and self._funding_held_alerted.get(name) != which:
+                self._funding_held_alerted[name] = which
                 self.log.error(
                     "funding.held_beyond_lookback",
                     venue=name,
                     held_since_ns=held,
+                    held=len(held_back),
                     age_s=(asked - held) // 1_000_000_000,
                     lookback_s=self.funding_lookback_s,
+                    max_lookback_s=self.funding_max_lookback_s,
                     action="funding is asked from that payment on until the venue's record of it "
-                    "reads (funding_refused, funding_held); none of it is booked until then",
+                    "reads (funding_refused, funding_held); none of it is booked until then; given "
+                    "up (funding.not_booked) once older than max_lookback_s",
                 )
         self._funding_since_ns[name] = following
+        self._hold_funding(name, pending)
+
+    def _give_up_past_cap(self, name: str, cap: int) -> None:
+        """The payments of `name` left unbooked by the last answer (or read back from the journal
+        at the start) whose time is now past the window's cap (`funding_max_lookback_s`): never
+        read again, so each is given up loudly (`OrderFlow.give_up_funding`), never dropped in
+        silence nor booked by guess; the journal's pending payments lose them in the same write."""
+        pending = self._funding_pending.get(name)
+        if not pending:
+            return
+        kept = [p for p in pending if p.ts_ns is None or p.ts_ns >= cap]
+        gone = [p for p in pending if p.ts_ns is not None and p.ts_ns < cap]
+        if not gone:
+            return
+        for payment in gone:
+            if isinstance(payment, FundingPayment):
+                self._funding_undecided.pop((name, payment.event_id), None)
+        self._funding_pending[name] = kept
+        written = self.flow.give_up_funding(
+            name,
+            gone,
+            why=f"not booked within funding_max_lookback_s ({self.funding_max_lookback_s:g} s): "
+            "the funding window is asked no further back",
+            pending=kept,
+        )
+        if written:
+            self._funding_held_journaled[name] = _pending_key(kept)
+
+    def _hold_funding(self, name: str, pending: list[FundingPayment | HeldFunding]) -> None:
+        """Journal `name`'s payments not booked (`OrderFlow.hold_funding`) when they changed, or
+        not yet written by this run: the first round after a restart reads back to them. A
+        failed write is the flow's (logged, counted) and tried again next round."""
+        if self.flow.journal is None:
+            return
+        key = _pending_key(pending)
+        if self._funding_held_journaled.get(name) == key:
+            return
+        if self.flow.hold_funding(name, pending):
+            self._funding_held_journaled[name] = key
 
     def _funding_start(self, venue: str, now_ns: int) -> int:
         """Where the first round asks funding from: the journal's last fill or funding payment
-        of `venue` (payments after it, during a downtime, are still to book), and no further
-        back than `funding_max_lookback_s` (the venue's history and the positions' history)."""
+        of `venue` (payments after it, during a downtime, are still to book), or the oldest
+        payment not booked before the restart when older (`OrderJournal.funding_pending`:
+        held back by the venue, or waiting), and no further back than `funding_max_lookback_s`
+        (the venue's history and the positions' history). A payment held past that while down
+        is given up loudly (`OrderFlow.give_up_funding`, with what the journal has of it), in
+        the same journal write that takes it out of the pending ones: once, whatever restarts
+        follow. One the journal has booked meanwhile is not given up. Those within the cap are
+        pending until the first answer says what they are now (given up past the cap if none
+        comes)."""
         floor = now_ns - int(self.funding_max_lookback_s * 1e9)
         journal = self.flow.journal
         if journal is None:
             return now_ns
         try:
             last = journal.last_booked_ns(venue, up_to_seq=self._ledger_seq_at_start)
+            held = [
+                h
+                for h in journal.funding_pending(venue)
+                if not (
+                    journal.funding_known(venue, h.event_id)
+                    if h.event_id is not None
+                    else h.instrument is not None
+                    and h.ts_ns is not None
+                    and journal.funding_booked_at(venue, h.instrument, h.ts_ns)
+                )
+            ]
         except (sqlite3.Error, TradingError) as exc:
             self.log.error("funding.journal_unreadable", venue=venue, error=str(exc))
             return floor
-        return now_ns if last is None else max(floor, min(last, now_ns))
+        start = now_ns if last is None else min(last, now_ns)
+        for h in held:
+            if h.ts_ns is not None:
+                start = min(start, h.ts_ns)
+        self._funding_pending[venue] = list(held)
+        self._give_up_past_cap(venue, floor)
+        return max(floor, start)

@@ -29,14 +29,15 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
 import orjson
+import structlog
 
 from ..model.errors import TradingError
 from ..model.events import Fill, FillReversal, Liquidity, OrderState, Side
@@ -45,6 +46,7 @@ from ..model.instruments import Instrument
 from ..model.ledger import UsdRates
 from ..model.money import optional
 from ..model.orders import Order, OrderRequest, RestoredOrder
+from ..model.settlement import FundingPayment, HeldFunding
 
 __all__ = [
     "JournalError",
@@ -115,6 +117,23 @@ _EVENTS_INDEXES = f"""
 DROP INDEX IF EXISTS events_contests;
 CREATE INDEX IF NOT EXISTS events_contest_notes ON events (kind) WHERE kind IN ({_CONTEST_KINDS});
 """
+# The meta key (with the venue's name) of the funding payments not booked yet (held back by the
+# venue, or waiting): a JSON list of what is known of each (`OrderJournal.hold_funding`). A meta
+# row, no table of its own: an older journal reads as none, an older tradingd ignores it.
+_FUNDING_PENDING = "funding_pending:"
+# At most this many are kept: the oldest (those whose time is unknown first), since the newest are
+# read again by the next round's window; the count dropped is logged as an error.
+FUNDING_PENDING_MAX = 1000
+# An entry of that list leaves it in the transaction that books its payment: by its event id,
+# or, one whose id the venue held back, by its instrument and time (a venue pays one funding a
+# time per instrument; the amount is not compared: held as '-0.50', booked as '-0.5', or held
+# with an amount that could not be read, it is the same payment).
+_FUNDING_UNPEND = f"""UPDATE meta SET value = (
+    SELECT coalesce(json_group_array(json(e.value)), '[]') FROM json_each(meta.value) AS e
+    WHERE NOT (json_extract(e.value, '$.event_id') IS ?
+        OR (json_extract(e.value, '$.event_id') IS NULL AND json_extract(e.value, '$.instrument') IS ?
+            AND json_extract(e.value, '$.ts_ns') IS ?))
+) WHERE key = '{_FUNDING_PENDING}' || ? AND json_valid(value) AND json_type(value) = 'array'"""
 _CONTESTS_QUERY = f"SELECT kind, data FROM events WHERE kind IN ({_CONTEST_KINDS}) ORDER BY seq"
 _SCHEMA = (
     """
@@ -226,6 +245,65 @@ def _converter() -> cattrs.Converter:
 
 
 _CONV = _converter()
+
+
+_P = TypeVar("_P", bound=FundingPayment | HeldFunding)
+
+
+def _oldest(venue: str, pending: Sequence[_P]) -> list[_P]:
+    """The oldest `FUNDING_PENDING_MAX` of `pending` (a time unknown counts oldest), in time
+    order; an error line with the count dropped when there are more."""
+    ordered = sorted(pending, key=lambda p: (p.ts_ns is not None, p.ts_ns or 0))
+    if len(ordered) > FUNDING_PENDING_MAX:
+        structlog.get_logger("tradingd.journal").error(
+            "funding.pending_dropped",
+            venue=venue,
+            dropped=len(ordered) - FUNDING_PENDING_MAX,
+            kept=FUNDING_PENDING_MAX,
+        )
+    return ordered[:FUNDING_PENDING_MAX]
+
+
+def _pending_stmt(venue: str, pending: Sequence[FundingPayment | HeldFunding]) -> tuple[str, tuple[Any, ...]]:
+    """The meta row of `venue`'s funding payments not booked (`OrderJournal.hold_funding`): the
+    oldest `FUNDING_PENDING_MAX` (those whose time is unknown first), an error line for the rest."""
+    pending = _oldest(venue, pending)
+    entries = [
+        {
+            "instrument": p.instrument,
+            "ts_ns": p.ts_ns,
+            "amount": _s(p.amount),
+            "currency": p.currency,
+            "event_id": p.event_id,
+            "reason": p.reason if isinstance(p, HeldFunding) else "waiting (no USD rate, or undecided)",
+        }
+        for p in pending
+    ]
+    value = orjson.dumps(entries).decode()
+    return ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"{_FUNDING_PENDING}{venue}", value))
+
+
+def _pending_entry(venue: str, e: dict[str, Any]) -> HeldFunding:
+    """One entry of the meta row read back, checked (a value of the wrong type raises)."""
+    ts, amount = e["ts_ns"], e["amount"]
+    if ts is not None and (type(ts) is not int or ts < 0):
+        raise TypeError(f"ts_ns {ts!r} is no time in ns")
+    money = None if amount is None else Decimal(amount)
+    if money is not None and not money.is_finite():
+        raise ValueError(f"amount {amount!r}")
+    texts = {k: e[k] for k in ("instrument", "currency", "event_id", "reason")}
+    for k, v in texts.items():
+        if v is not None and type(v) is not str:
+            raise TypeError(f"{k} {v!r} is no text")
+    return HeldFunding(
+        venue=venue,
+        instrument=texts["instrument"],
+        ts_ns=ts,
+        amount=money,
+        currency=texts["currency"],
+        reason=texts["reason"] or "",
+        event_id=texts["event_id"],
+    )
 
 
 def _s(d: Decimal | None) -> str | None:
@@ -657,11 +735,16 @@ class OrderJournal:
                     currency=currency,
                 )
             )
+        unpend = (_FUNDING_UNPEND, (event_id, inst.symbol, ts_ns, inst.venue))
         try:
-            self._tx(stmts)
+            self._tx([*stmts, unpend])
         except sqlite3.IntegrityError:
             if stmts and stmts[0][0].startswith("INSERT OR REPLACE INTO instruments"):
                 self._instruments.discard(inst.key)  # rolled back with the rest
+            # Booked already: pending no more either. A failure here leaves it listed, harmless:
+            # a restart gives up none the ledger has (`LiveEngine._funding_start`).
+            with contextlib.suppress(sqlite3.Error):
+                self._tx([unpend])
             return False
         return True
 
@@ -675,6 +758,18 @@ class OrderJournal:
                 "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? "
                 "AND trade_id >= ? AND trade_id < ? LIMIT 1",
                 (venue, f"{event_id}#", f"{event_id}$"),
+            ).fetchone()
+        return row is not None
+
+    def funding_booked_at(self, venue: str, instrument: str, ts_ns: int) -> bool:
+        """Whether the ledger has a funding row of `venue` for `instrument` at `ts_ns`: a pending
+        payment whose id the venue held back is booked already when it has (one funding a time
+        per instrument)."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT 1 FROM ledger WHERE kind = 'funding' AND venue = ? AND instrument = ? "
+                "AND ts_ns = ? LIMIT 1",
+                (venue, instrument, ts_ns),
             ).fetchone()
         return row is not None
 
@@ -700,6 +795,37 @@ class OrderJournal:
                 f"SELECT max(coalesce(ts_exchange, ts_ns)) FROM ledger WHERE {where}", args
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    def funding_pending(self, venue: str) -> list[HeldFunding]:
+        """The funding payments of `venue` not booked yet when last said (`hold_funding`): held
+        back by the venue or waiting, each with what was known of it (`HeldFunding`, `event_id`
+        when known); [] when none (or the journal is older than this). The first funding round
+        after a restart reads back to the oldest, and gives up those past its cap
+        (`LiveEngine._funding_start`). Raises `JournalError` for a value that is no such list."""
+        key = f"{_FUNDING_PENDING}{venue}"
+        try:
+            value = self.meta(key)
+            entries = [] if value is None else [_pending_entry(venue, e) for e in value]
+        except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # not JSON, or no entry
+            raise JournalError(f"journal {self.path}: {key} unreadable ({exc!r})") from None
+        return _oldest(venue, entries)
+
+    def hold_funding(self, venue: str, pending: Sequence[FundingPayment | HeldFunding]) -> None:
+        """Say the funding payments of `venue` not booked yet ([]: none is), for `funding_pending`
+        after a restart. A booking (`funding`) takes its payment out in its own transaction."""
+        self._tx([_pending_stmt(venue, pending)])
+
+    def funding_given_up(
+        self, venue: str, notes: list[dict[str, Any]], pending: Sequence[FundingPayment | HeldFunding]
+    ) -> None:
+        """Payments of `venue` given up unbooked (`OrderFlow.give_up_funding`): a
+        `funding_not_booked` note for each and the payments still pending, in ONE transaction, so
+        a payment given up is never read back as pending (and given up again) after a restart."""
+        now = self.clock()
+        self._tx(
+            [self._event("funding_not_booked", None, now, **n) for n in notes]
+            + [_pending_stmt(venue, pending)]
+        )
 
     def rates_known(
         self,

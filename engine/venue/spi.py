@@ -33,7 +33,7 @@ from ..model.events import Fill, FillReversal, MarketEvent, OrderUpdate, Private
 from ..model.fees import FeeModel
 from ..model.instruments import InstrumentRegistry
 from ..model.orders import Order
-from ..model.settlement import FundingPayment
+from ..model.settlement import FundingPayment, HeldFunding
 from .catalog import CatalogSettings, MarketCatalog
 
 if TYPE_CHECKING:  # session.py imports this module's Protocols through plugins.py
@@ -48,6 +48,7 @@ __all__ = [
     "FrameSource",
     "FundingHistory",
     "FundingPayments",
+    "HeldFunding",
     "Holdings",
     "LiveVenue",
     "PositionSource",
@@ -242,14 +243,23 @@ class DeliveryPrices(Protocol):
 
 class FundingPayments(list[FundingPayment]):
     """A funding answer (`FundingHistory.funding_payments`) that also says the time of the oldest
-    payment it held back (`held_since_ns`, None: none): one the venue listed but that could not
-    be booked yet (Derive's payments whose ids an unreadable record may number). The engine keeps
-    its funding window's start at or before it while any is held, so that the payment is found
-    once it reads. A venue that never holds one back answers a plain sequence."""
+    payment it held back (`held_since_ns`, None: none) and each record so held (`held`): one the
+    venue listed but that could not be booked yet (Derive's payments whose ids an unreadable
+    record may number, and that record). The engine keeps its funding window's start at or
+    before it while any is held, so that the payment is found once it reads, but never further
+    back than `LiveEngine.funding_max_lookback_s`: one held past that is given up, loudly, from
+    what `held` says of it. A venue that never holds one back answers a plain sequence."""
 
-    def __init__(self, payments: Iterable[FundingPayment] = (), *, held_since_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        payments: Iterable[FundingPayment] = (),
+        *,
+        held_since_ns: int | None = None,
+        held: Iterable[HeldFunding] = (),
+    ) -> None:
         super().__init__(payments)
         self.held_since_ns = held_since_ns
+        self.held = tuple(held)
 
 
 class FundingHistory(Protocol):

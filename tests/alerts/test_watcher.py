@@ -296,6 +296,18 @@ def test_many_contests_open_at_the_start_are_one_alert_that_spends_no_budget(con
     assert "deribit V10" not in text
 
 
+def test_funding_payments_given_up_alert_as_they_grow() -> None:
+    """`funding_payments_not_booked` (payments held past `funding_max_lookback_s`, given up for a person
+    to book) grows: a critical alert, once per growth; a status without the key (an older
+    daemon) alerts nothing."""
+    run = Run()
+    run.step(status(funding_payments_not_booked=0))  # the baseline
+    assert run.step(status(funding_payments_not_booked=2)) == [("funding_not_booked", "engine", "critical")]
+    assert run.sent[-1].text.startswith("2 funding payments given up unbooked")
+    assert run.step(status(funding_payments_not_booked=2)) == []
+    assert run.step(status()) == [] and run.watcher.errors == 0
+
+
 def test_a_fill_simply_not_ours_is_never_an_alert() -> None:
     """`unmatched_fills` grows by fills of no order of ours (`fill.unknown_order`: a manual trade
     on an account shared with tradingd, which `foreign_orders` supports): counted and shown,

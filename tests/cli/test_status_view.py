@@ -262,3 +262,17 @@ def test_status_of_a_config_says_where_a_recording_keeps_its_status(
     assert main(["status", "--config", str(config)]) == 3
     err = capsys.readouterr().err
     assert "not running" in err and "tradingd status --status-file <its --out directory>" in err
+
+
+def test_funding_payments_given_up_are_said_with_where_to_find_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`funding_payments_not_booked` (payments held past funding_max_lookback_s, given up for a person to
+    book) is said, as fills not booked are; nothing when none."""
+    monkeypatch.setenv("COLUMNS", "80")
+    status = realistic(time.time_ns(), funding_payments_not_booked=2)
+    assert main(["status", "--status-file", str(_write(tmp_path, status))]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "2 funding payments given up unbooked" in flat and "funding.not_booked" in flat
+    assert main(["status", "--status-file", str(_write(tmp_path, realistic(time.time_ns())))]) == 0
+    assert "given up unbooked" not in capsys.readouterr().out

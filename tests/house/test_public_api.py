@@ -211,6 +211,7 @@ VENUE_SPI = {
     "FrameSource",
     "FundingHistory",
     "FundingPayments",
+    "HeldFunding",
     "Holdings",
     "PositionSource",
     "Reconciler",

@@ -6,6 +6,7 @@ id or a secret in it."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +28,7 @@ from tradingd.engine.model.events import OrderState
 from tradingd.engine.model.histogram import LATENCY_BUCKETS_S, SLOW_BUCKETS_S
 from tradingd.engine.model.risk import CHECKS
 from tradingd.engine.runtime.flow import FINAL_REASONS
+from tradingd.engine.venue import HeldFunding
 
 # COMMON19 "the metric catalog": name -> (type, labels). Written out here, not read from the code:
 # a rename there must fail here.
@@ -188,6 +190,7 @@ def test_the_values_are_the_daemons_counters(tmp_path: Path) -> None:
         "order_id_conflict",
         "unmatched_fill",
         "fill_not_booked",
+        "funding_not_booked",
         "outcome_unrecorded",
         "position_mismatch",
     ):
@@ -223,7 +226,7 @@ def test_no_order_id_nor_secret_is_ever_in_a_scrape(tmp_path: Path) -> None:
     bounded = {"once", "deribit", PERP.symbol, "live", *FINAL_REASONS, *CHECKS}
     bounded |= {"filled", "cancelled", "rejected", "expired", "stale", "connecting", "down"}
     bounded |= {"foreign_order", "venue_override", "order_id_conflict", "unmatched_fill", "fill_not_booked"}
-    bounded |= {"outcome_unrecorded", "position_mismatch", "engine"}
+    bounded |= {"funding_not_booked", "outcome_unrecorded", "position_mismatch", "engine"}
     version = found["tradingd_info"].samples[0].labels["version"]
     les = {s.labels["le"] for family in found.values() for s in family.samples if "le" in s.labels}
     assert values - les - {version} <= bounded
@@ -300,6 +303,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
             "order_id_conflict",
             "unmatched_fill",
             "fill_not_booked",
+            "funding_not_booked",
             "outcome_unrecorded",
             "position_mismatch",
         ),
@@ -314,6 +318,7 @@ def test_status_says_the_pinned_counters_beside_what_it_said_before(tmp_path: Pa
         "order_id_conflict": 0,
         "unmatched_fill": 0,
         "fill_not_booked": 0,
+        "funding_not_booked": 0,
         "outcome_unrecorded": 0,
         "position_mismatch": 4,
     }
@@ -421,3 +426,29 @@ def test_unknown_outcomes_not_recorded_are_in_the_scrape_as_their_neighbours_are
     assert daemon.status()["reconcile_surprises"]["outcome_unrecorded"] == 2
     _, found = _scrape(daemon)
     assert _sample(found, "tradingd_reconcile_surprises_total", kind="outcome_unrecorded") == 2
+
+
+def test_funding_given_up_is_in_the_status_and_the_scrape(tmp_path: Path) -> None:
+    """A funding payment given up unbooked (`OrderFlow.give_up_funding`: held past
+    `funding_max_lookback_s`) is counted in the status's `funding_payments_not_booked`, among the
+    surprises, and in the scrape, as a fill not booked is."""
+    daemon = _daemon(tmp_path)
+    daemon.engine.flow.give_up_funding(
+        "derive",
+        [
+            HeldFunding(
+                venue="derive",
+                instrument="ETH-PERP",
+                ts_ns=S,
+                amount=Decimal("-1.5"),
+                currency="USDC",
+                reason="held back with an unreadable funding record that may number its id",
+            )
+        ],
+        why="past the cap",
+        pending=[],
+    )
+    status = daemon.status()
+    assert status["funding_payments_not_booked"] == status["reconcile_surprises"]["funding_not_booked"] == 1
+    _, found = _scrape(daemon)
+    assert _sample(found, "tradingd_reconcile_surprises_total", kind="funding_not_booked") == 1

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +21,12 @@ from tests.support.flows import fill, make_flow, update
 from tests.support.helpers import OPTION, PERP, registry, request, ticker
 from tradingd.engine import FillReversal, OrderRejected, OrderState, Side
 from tradingd.engine.model import InstrumentRegistry, MarketState
+from tradingd.engine.model.settlement import FundingPayment, HeldFunding
 from tradingd.engine.runtime import OrderFlow
-from tradingd.engine.store.journal import OrderJournal
+from tradingd.engine.store.journal import JournalError, OrderJournal
 
 S = 1_000_000_000
+H = 3600 * S
 
 
 def views(flow: OrderFlow) -> dict[str, tuple[object, ...]]:
@@ -299,3 +302,88 @@ def test_a_schema_2_journal_without_the_contest_index_gets_it_on_open(tmp_path: 
     assert any("USING INDEX events_contest_notes" in row for row in plan), plan
     assert "events_contests" not in indexes
     assert [n["trade_id"] for n in reopened.contests()] == ["T2"]
+
+
+# A journal main's tradingd wrote (8a3aa5f: before the funding payments not booked were
+# journaled), as SQL text: tests/fixtures/journal/make_journal.py says how.
+MAIN_JOURNAL = Path(__file__).parent.parent / "fixtures" / "journal" / "main-8a3aa5f.sql"
+
+
+def test_more_funding_payments_pending_than_kept_keeps_the_oldest_and_says_how_many_are_dropped(
+    tmp_path: Path,
+) -> None:
+    """1,005 payments pending, said newest first: the journal keeps the oldest 1,000 (the newest
+    are read again by the next round's window) and logs an error with the 5 dropped. Before
+    (re-review of r13), the first 1,000 as listed were kept (here the newest), silently."""
+    journal = OrderJournal(tmp_path / "journal.sqlite")
+    pending = [
+        HeldFunding(
+            venue="derive",
+            instrument="ETH-PERP",
+            ts_ns=t * H,
+            amount=Decimal(-1),
+            currency="USDC",
+            reason="held back",
+        )
+        for t in range(1005, 0, -1)
+    ]
+    with structlog.testing.capture_logs() as logs:
+        journal.hold_funding("derive", pending)
+    assert [h.ts_ns for h in journal.funding_pending("derive")] == [t * H for t in range(1, 1001)]
+    assert [(e["event"], e["log_level"], e["dropped"]) for e in logs] == [
+        ("funding.pending_dropped", "error", 5)
+    ]
+    journal.close()
+
+
+def test_a_journal_main_wrote_holds_no_funding_and_keeps_what_is_said_after(tmp_path: Path) -> None:
+    """An older journal has no funding payments pending (`funding_pending`: [], its fill and
+    payment read as before); said (`hold_funding`), each is read back after a reopening with
+    what was known of it, per venue, and cleared with []. A booking takes its payment out in its
+    own transaction (by event id; one whose id was held back, by instrument and time). They are
+    kept oldest first (a time unknown counts oldest).
+    A value that is no such list is refused naming the journal."""
+    path = tmp_path / "journal.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MAIN_JOURNAL.read_text())
+    db.close()
+    journal = OrderJournal(path)
+    assert journal.migrated is None
+    assert journal.funding_pending("derive") == []
+    assert journal.last_booked_ns("derive") == 3 * 3600 * 10**9  # its funding payment
+    assert [e.kind for e in journal.ledger()] == ["fill", "funding"]
+    waiting = FundingPayment(venue="derive", instrument="ETH-PERP", event_id="ETH-PERP:7200000",
+                             ts_ns=2 * H, amount=Decimal("-1.25"), currency="XYZ")  # fmt: skip
+    held = HeldFunding(venue="derive", instrument="ETH-PERP", ts_ns=4 * H, amount=Decimal("-0.5"),
+                       currency="USDC", reason="held back")  # fmt: skip
+    unreadable = HeldFunding(venue="derive", instrument=None, ts_ns=None, amount=None, currency=None,
+                             reason="its record cannot be read")  # fmt: skip
+    journal.hold_funding("derive", [waiting, held, unreadable])
+    assert journal.close() is None
+    journal = OrderJournal(path)
+    back = [
+        (h.instrument, h.ts_ns, h.amount, h.currency, h.event_id) for h in journal.funding_pending("derive")
+    ]
+    assert back == [
+        (None, None, None, None, None),
+        ("ETH-PERP", 2 * H, Decimal("-1.25"), "XYZ", "ETH-PERP:7200000"),
+        ("ETH-PERP", 4 * H, Decimal("-0.5"), "USDC", None),
+    ]
+    assert journal.funding_pending("deribit") == []
+    inst = next(i for i in journal.instruments() if i.symbol == "ETH-PERP")
+    shares = [("s", Decimal("-0.5"), Decimal(1))]
+    assert journal.funding(inst, "ETH-PERP:14400000", "USDC", shares, total=Decimal("-0.5"), rate=None,
+                           usd_rate=1.0, ts_ns=4 * H)  # fmt: skip
+    assert [h.event_id for h in journal.funding_pending("derive")] == [None, "ETH-PERP:7200000"]
+    shares = [("s", Decimal("-1.25"), Decimal(1))]
+    assert journal.funding(inst, "ETH-PERP:7200000", "XYZ", shares, total=Decimal("-1.25"), rate=None,
+                           usd_rate=1.0, ts_ns=2 * H)  # fmt: skip
+    assert [h.reason for h in journal.funding_pending("derive")] == ["its record cannot be read"]
+    journal.hold_funding("derive", [])
+    assert journal.funding_pending("derive") == []
+    nan = {"ts_ns": 1, "amount": "NaN", "instrument": None, "currency": None, "event_id": None, "reason": ""}
+    for odd in (7200, "x", [{"ts_ns": -1}], [nan], [nan | {"amount": None, "event_id": 5}]):
+        journal.set_meta("funding_pending:derive", odd)
+        with pytest.raises(JournalError, match=r"journal\.sqlite: funding_pending:derive"):
+            journal.funding_pending("derive")
+    journal.close()

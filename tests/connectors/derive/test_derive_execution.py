@@ -1319,3 +1319,29 @@ async def test_a_funding_answer_says_the_oldest_payment_it_held_back() -> None:
     before = {**clean[1], "funding": None, "timestamp": 5}  # a time the window cannot hold
     answer = await _derive(_funding_history([clean[0], before])).funding_payments(since)
     assert [p.amount for p in answer] == [Decimal(1)] and answer.held_since_ns == since
+
+
+async def test_a_funding_answer_says_all_it_read_of_each_payment_it_held_back() -> None:
+    """`held`: each payment held back with a bad record (its instrument, time, amount and
+    currency, as read) and the bad record itself (what of it could be read, and why not the
+    rest), so the engine can give a payment held past its cap up with every field a person
+    needs to book it (tests/runtime/test_funding_held.py). None held: empty."""
+    since = (T_MS - 10) * 1_000_000
+    clean = [_payment("1"), _payment("-2.50", ts_ms=T_MS + 5)]
+    assert (await _derive(_funding_history(clean)).funding_payments(since)).held == ()
+    bad = {**_payment("NaN", ts_ms=T_MS + 5), "instrument_name": "ETH-PERP"}
+    answer = await _derive(_funding_history([*clean, bad])).funding_payments(since)
+    assert [p.amount for p in answer] == [Decimal(1)]
+    read, unreadable = answer.held
+    assert (read.venue, read.instrument, read.ts_ns, read.amount, read.currency) == (
+        "derive", "ETH-PERP", (T_MS + 5) * 1_000_000, Decimal("-2.50"), "USDC"
+    )  # fmt: skip
+    assert isinstance(read.amount, Decimal) and "unreadable funding record" in read.reason
+    assert (unreadable.instrument, unreadable.ts_ns, unreadable.amount) == (
+        "ETH-PERP", (T_MS + 5) * 1_000_000, None
+    )  # fmt: skip
+    assert "cannot be read" in unreadable.reason and "NaN" in unreadable.reason
+    no_ids = {"funding": "1", "pnl": "0"}  # neither instrument nor time: holds back the whole history
+    answer = await _derive(_funding_history([*clean, no_ids])).funding_payments(since)
+    assert list(answer) == [] and len(answer.held) == 3
+    assert (answer.held[-1].instrument, answer.held[-1].ts_ns, answer.held[-1].currency) == (None, None, None)
