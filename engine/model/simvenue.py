@@ -267,14 +267,7 @@ class SimulatedVenue:
 
     def _not_open(self, order: Order) -> OrderRejected:
         """The venue's refusal of a cancel or an edit of an order that no longer rests."""
-        return OrderRejected(
-            "order is not open",
-            venue=self.venue,
-            instrument=order.request.instrument,
-            client_order_id=order.client_order_id,
-            code="not_open_order",
-            venue_message="not_open_order",
-        )
+        return self._refused(order, "order is not open", "not_open_order")
 
     def _available(self, instrument: str, side_key: int, ticks: int, displayed: float) -> float:
         used = self.consumed.get(instrument)
@@ -587,7 +580,8 @@ class SimulatedVenue:
         return events
 
     def _refused(self, order: Order, message: str, code: str) -> OrderRejected:
-        """The venue's refusal of an edit, with its code."""
+        """The venue's refusal of a request about `order` (a cancel or an edit), with its code
+        (the venue's message is the code, as the venue simulators answer)."""
         return OrderRejected(
             message,
             venue=self.venue,
